@@ -2,8 +2,8 @@
 
     python tools/build_docs.py [--execute] [--serve] [--port 8000]
 
-1. (with --execute) run every notebook in `nbs/` into a scratch copy (`_build/nbs`), skipping test-flagged cells,
-   so that the site shows fresh outputs; without it the outputs saved in the notebooks are used.
+1. Copy the notebooks to `_build/nbs`; with --execute, run them there (test-flagged cells skipped) so that the
+   site shows fresh outputs; without it, the outputs saved in the notebooks are used.
 2. nbdev's `proc_nbs` (the core of `nbdev_proc_nbs`) processes the notebooks exactly as for Quarto (frontmatter, hidden cells removed, `show_doc`
    entries for every exported name) into `_proc/`.
 3. Each processed notebook becomes a Markdown page (nbconvert), images extracted next to it, page names as
@@ -44,6 +44,12 @@ def page_name(nb: Path) -> str:
     return "index" if stem == "index" else stem
 
 
+def output_file(nb: Path):
+    "The page name nbdev chose (frontmatter `output-file`), which its cross-links use."
+    m = re.search(r"output-file: ([\w.-]+)\.html", nb.read_text())
+    return m.group(1) if m else None
+
+
 def section(nb: Path):
     m = re.match(r"^(\d+)", nb.stem)
     if not m: return None
@@ -53,6 +59,20 @@ def section(nb: Path):
 
 def strip_directives(src: str) -> str:
     return "\n".join(l for l in src.splitlines() if not re.match(r"\s*#\s*\|", l)).strip("\n")
+
+
+def freeze_non_exported_cells(path: Path):
+    """Mark every code cell that is not exported `eval: false` in the staged copy.
+
+    nbdev's docs processing re-executes exported cells (for `show_doc`) and also every cell that contains an import;
+    the latter would run demo code out of order. The outputs saved in the notebook are what the page shows, so only
+    exported cells need to run here."""
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and not re.search(r"^\s*#\s*\|\s*export", cell.source, re.M):
+            cell.source = "#| eval: false\n" + cell.source
+    nbformat.write(nb, path)
 
 
 def nb_to_markdown(path: Path, out_dir: Path, name: str) -> str:
@@ -173,24 +193,25 @@ def main(argv=None):
     p.add_argument("--port", type=int, default=8000)
     a = p.parse_args(argv)
 
-    src = ROOT / cfg()["nbs_path"]
+    # Stage a copy of the notebooks in _build/nbs (same depth as nbs/, so `../media` still resolves)
+    stage = BUILD / "nbs"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    for f in (ROOT / cfg()["nbs_path"]).iterdir():
+        if f.is_file() and not f.name.startswith("."): shutil.copy2(f, stage / f.name)
+    if not (BUILD / "media").exists(): os.symlink(ROOT / "media", BUILD / "media")
     if a.execute:
-        shutil.rmtree(BUILD / "nbs", ignore_errors=True)
-        (BUILD / "nbs").mkdir(parents=True)
-        for f in src.iterdir():
-            if f.suffix in (".ipynb", ".yml", ".css", ".md") or f.name == "_quarto.yml": shutil.copy2(f, BUILD / "nbs" / f.name)
-        if not (BUILD / "media").exists(): os.symlink(ROOT / "media", BUILD / "media")
-        run([sys.executable, ROOT / "tools/execute_nbs.py", "--out", BUILD / "nbs", *sorted((BUILD / "nbs").glob("*.ipynb"))])
-        src = BUILD / "nbs"
+        run([sys.executable, ROOT / "tools/execute_nbs.py", "--out", stage, *sorted(stage.glob("*.ipynb"))])
+    for nb in stage.glob("*.ipynb"): freeze_non_exported_cells(nb)
     shutil.rmtree(PROC, ignore_errors=True)
     # nbdev's own processing, as `nbdev_proc_nbs` does minus its Quarto install step
-    run([sys.executable, "-c", f"from nbdev.serve import proc_nbs; proc_nbs({str(src)!r}, n_workers=2)"])
+    run([sys.executable, "-c", f"from nbdev.serve import proc_nbs; proc_nbs({str(stage)!r}, n_workers=2)"])
     docs = BUILD / "docs"
     shutil.rmtree(docs, ignore_errors=True)
     docs.mkdir(parents=True)
     pages = []
     for nb in sorted(PROC.glob("*.ipynb")):
-        name = page_name(nb)
+        name = output_file(nb) or page_name(nb)
         pages.append((nb, name, nb_to_markdown(nb, docs, name)))
         print(f"  page {name}.html  <-  {nb.name}")
     if not (docs / "index.md").exists(): raise SystemExit("nbs/index.ipynb is missing: it is the home page")
