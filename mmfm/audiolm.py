@@ -650,6 +650,7 @@ def rule_accuracy(tokens:torch.Tensor, labels:torch.Tensor, probe:torch.Tensor) 
     "Fraction of frames whose token stands for the note the rule prescribes."
     return (probe[tokens.cpu()] == labels.cpu()).float().mean().item()
 
+@torch.enable_grad()  # train even when the caller (or an earlier cell) switched gradients off
 def train_steps(model:nn.Module, # a stage with parameters
                 loss_fn, # batch indices [b] -> scalar loss
                 n_items:int, # size of the training set

@@ -262,6 +262,7 @@ def sample_draws(index: torch.Tensor,   # dataset indices of the batch [B]
         eps.append(torch.randn(shape, generator=g))
     return torch.stack(us), torch.stack(eps), torch.stack(drops)
 
+@torch.enable_grad()  # train even when the caller (or an earlier cell) switched gradients off
 def train(model, objective: Objective, dataset: Dataset,
           text_states: torch.Tensor | None = None,   # states of every caption id [K, L, Dtxt] (None: unconditional)
           text_mask: torch.Tensor | None = None,     # bool [K, L]
