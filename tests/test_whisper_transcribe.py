@@ -197,7 +197,7 @@ def test_log_mel_stream_equals_full_spectrogram(n):
 PEAK_RSS = """
 import resource, sys, numpy as np, torch
 torch.set_num_threads(1)
-audio = torch.from_numpy(np.random.default_rng(0).standard_normal({n}).astype(np.float32) * 0.1)
+audio = torch.randn({n}, generator=torch.Generator().manual_seed(0)).mul_(0.1)  # float32, no temporaries: keeps the baseline peak low
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if {stream}:
     from mmfm.whisper.transcribe import LogMelStream
@@ -212,16 +212,16 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
 
 
 def test_memory_is_bounded_for_long_audio():
-    "Peak memory growth (MB) over holding the waveform, for 20 minutes of audio: one window vs the whole file."
-    n = 20 * 60 * SAMPLE_RATE
-    grow = {}
-    for stream in (True, False):
-        code = PEAK_RSS.format(n=n, stream=stream)
+    "Peak memory growth (MB) over holding the waveform: windowed spectrograms do not grow with the length of the file."
+    def grow(minutes, stream):
+        code = PEAK_RSS.format(n=minutes * 60 * SAMPLE_RATE, stream=stream)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
-        grow[stream] = float(out.stdout.strip().splitlines()[-1])
-    assert grow[True] < 40, grow  # a few 30 s windows of STFT at most
-    assert grow[False] > 150, grow  # openai-whisper's full spectrogram of the file
+        return float(out.stdout.strip().splitlines()[-1])
+    short, long, full = grow(5, True), grow(20, True), grow(20, False)
+    # a few 30 s windows of STFT whatever the length (allocator noise aside: ru_maxrss is a high-water mark)
+    assert short < 100 and long < 100, (short, long)
+    assert full > 300 and full > 4 * long, (full, long)  # openai-whisper's spectrogram of the whole file
 
 
 def test_long_input_only_ever_makes_one_window(monkeypatch, tmp_path):
