@@ -195,10 +195,12 @@ def test_log_mel_stream_equals_full_spectrogram(n):
 
 
 PEAK_RSS = """
-import resource, sys, numpy as np, torch
+import sys, numpy as np, torch
+def hwm():  # this process's peak resident memory in MB (VmHWM starts afresh at exec, unlike ru_maxrss)
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 torch.set_num_threads(1)
-audio = torch.randn({n}, generator=torch.Generator().manual_seed(0)).mul_(0.1)  # float32, no temporaries: keeps the baseline peak low
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+audio = torch.randn({n}, generator=torch.Generator().manual_seed(0)).mul_(0.1)  # float32, no temporaries
+before = hwm()
 if {stream}:
     from mmfm.whisper.transcribe import LogMelStream
     from mmfm.audio import N_FRAMES
@@ -207,7 +209,7 @@ if {stream}:
 else:
     import whisper
     whisper.log_mel_spectrogram(audio, 80, padding=480000)
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+print(hwm() - before)
 """
 
 
