@@ -88,7 +88,9 @@ def test():
     sh(venv_bin("nbdev_clean"), env=env)
     git_clean(["nbs"], "notebooks are not clean", "run nbdev_clean and commit nbs/")
     say("notebook tests (nbdev_test)")
-    sh(venv_bin("nbdev_test"), "--n_workers", "2", "--timing", env=env)
+    # two notebooks at a time, one thread each: two multi-threaded PyTorch processes on two cores slow each other
+    # down several-fold (OpenMP threads spin while they wait)
+    sh(venv_bin("nbdev_test"), "--n_workers", "2", "--timing", env={**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     say("documentation site (offline render) and README")
     sh(PY, ROOT / "tools/build_docs.py", "--readme", env=env)
     git_clean(["README.md"], "README.md is stale", "run `python tools/build_docs.py --readme` and commit README.md")
