@@ -3,7 +3,8 @@
 Run: .venv/bin/python benchmarks/bench_whisper.py [--sizes tiny base] [--tokens 64] [--threads 1] [--repeats 3]
 Prints encoder time per 30 s segment and decode time per token (greedy and beam search), with ratios to mmfm.
 """
-import argparse, inspect, os, statistics, tempfile, time
+import argparse, inspect, os, statistics, sys, tempfile, time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,16 +17,13 @@ from mmfm.whisper.checkpoints import HF_TIED, load_model, rename_hf_key, save_op
 from mmfm.whisper.decoding import DecodingOptions, DecodingTask, decode
 from mmfm.whisper.model import Whisper, dims_for
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from whisper_helpers import random_whisper  # the same seeded-weights builder the parity tests use
 
-def random_model(dims, seed=0, std=0.05, pos_std=2.0):
-    "Every parameter seeded noise (gains around 1); strong decoder positions so greedy output varies."
-    torch.manual_seed(seed)
-    m = Whisper(dims).eval()
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            gain = name.endswith("ln.weight") or "_ln." in name or name.endswith("ln_post.weight")
-            p.copy_(1 + std * torch.randn_like(p) if gain else (pos_std if name == "decoder.positional_embedding" else std) * torch.randn_like(p))
-    return m
+
+def random_model(dims, seed=0):
+    "Every parameter seeded noise, as in the parity tests; strong decoder positions so greedy output varies."
+    return random_whisper(dims, seed=seed, std=0.05, pos_std=2.0)
 
 
 def hf_from(model):
